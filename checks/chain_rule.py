@@ -202,3 +202,29 @@ def neuron_backward(neuron_backward: Callable, *, device: str | None = None, see
     ]
     return check_gradients("neuron_backward", learner, reference, cases, upstream=False,
                            hypotheses=hyps, device=device, seed=seed)
+
+
+@public_check
+def graph_backward(graph_backward: Callable, *, device: str | None = None,
+                   seed: int = 0) -> CheckPassed:
+    """Check `graph_backward(x, y, z)` -> (dx, dy, dz) for f = (x + y) · z, worked by hand."""
+    rng = np.random.default_rng(seed)
+    points = [(-2.0, 5.0, -4.0)] + [tuple(rng.uniform(-3, 3, size=3)) for _ in range(4)]
+    cases = [Case({"x": np.array(x), "y": np.array(y), "z": np.array(z)}) for x, y, z in points]
+
+    def learner(inputs: dict, _extra: dict, _dout: None) -> dict:
+        args = (float(inputs["x"]), float(inputs["y"]), float(inputs["z"]))
+        dx, dy, dz = unpack(call(graph_backward, *args, name="graph_backward"),
+                            ("dx", "dy", "dz"), "graph_backward")
+        return {"x": dx, "y": dy, "z": dz}
+
+    hyps = [
+        Hypothesis("dz = z instead of x + y",
+                   "f = q·z with q = x + y, so ∂f/∂z = q: the *other* factor of the product.",
+                   lambda x, y, z: (x + y) * z.detach() + (z - z.detach()) * z.detach()),
+        Hypothesis("dx and dy use q = x + y instead of z",
+                   "∂f/∂x = ∂f/∂q · ∂q/∂x = z · 1.",
+                   lambda x, y, z: surrogate((x + y) * z, x + y, (x + y).detach())),
+    ]
+    return check_gradients("graph_backward", learner, lambda x, y, z: (x + y) * z, cases,
+                           upstream=False, hypotheses=hyps, device=device, seed=seed)

@@ -27,7 +27,7 @@ def execute(path: str, allow_errors: bool) -> str:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")
     os.environ.update(env)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             allow_errors=allow_errors,

@@ -45,24 +45,19 @@ def gradcheck(grad_fn: Callable[..., Any], torch_fn: Callable[..., Any],
     a random upstream gradient dout of the output's shape. `inputs` is one array, a list of
     arrays, or a {name: array} dict (then both functions take keyword arguments).
     """
-    named = isinstance(inputs, Mapping)
     arrays = _as_inputs(inputs)
     keys = list(arrays)
     label = name or getattr(grad_fn, "__name__", "grad_fn")
 
     def reference(**tensors: Any) -> Any:
-        return torch_fn(**tensors) if named else torch_fn(*(tensors[k] for k in keys))
+        return torch_fn(*(tensors[k] for k in keys))
 
     out = references.evaluate(reference, arrays, {})
     scalar = np.ndim(out) == 0
 
     def learner(given: dict[str, np.ndarray], _extra: dict, dout: np.ndarray | None) -> dict:
-        args = [given[k] for k in keys]
-        if named:
-            result = (call(grad_fn, **given, name=label) if scalar
-                      else call(grad_fn, **given, dout=dout, name=label))
-        else:
-            result = call(grad_fn, *args, name=label) if scalar else call(grad_fn, *args, dout, name=label)
+        args = [given[k] for k in keys] + ([] if scalar else [dout])
+        result = call(grad_fn, *args, name=label)
         if isinstance(result, Mapping):
             return dict(result)
         return dict(zip(keys, unpack(result, tuple(f"d{k}" for k in keys), label), strict=True))

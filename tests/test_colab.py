@@ -85,7 +85,8 @@ def _run(python: Path | str, code: str, cwd: Path, env: dict, *args: str) -> dic
     script.write_text(code)
     proc = subprocess.run([str(python), str(script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, \
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, proc.stdout[-3000:]
     out = json.loads(line[-1][len("RESULT "):])

@@ -22,14 +22,22 @@ from .report import CheckPassed, failure, worst_entries
 
 
 def _as_inputs(inputs: Any) -> dict[str, np.ndarray]:
+    """The inputs as named float64 arrays (float32 or integer inputs are cast up)."""
     if isinstance(inputs, Mapping):
         items = dict(inputs)
     elif isinstance(inputs, (list, tuple)):
         items = {f"x{i}": v for i, v in enumerate(inputs)}
     else:
         items = {"x": inputs}
-    return {k: as_float_array(np.asarray(v, dtype=np.float64) if isinstance(v, (list, tuple, float, int)) else v,
-                              f"input {k}") for k, v in items.items()}
+    arrays = {}
+    for k, v in items.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        try:
+            arrays[k] = np.array(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CheckFailed(f"input {k} cannot be read as an array of numbers: {v!r:.60}") from None
+    return arrays
 
 
 @public_check
@@ -59,6 +67,10 @@ def gradcheck(grad_fn: Callable[..., Any], torch_fn: Callable[..., Any],
         args = [given[k] for k in keys] + ([] if scalar else [dout])
         result = call(grad_fn, *args, name=label)
         if isinstance(result, Mapping):
+            missing = [k for k in keys if k not in result]
+            if missing:
+                raise CheckFailed(f"{label} returned a dict without the key(s) {missing}; "
+                                  f"expected one gradient per input: {keys}.")
             return dict(result)
         return dict(zip(keys, unpack(result, tuple(f"d{k}" for k in keys), label), strict=True))
 

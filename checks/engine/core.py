@@ -220,8 +220,9 @@ def check_gradients(
         if bad:
             k = bad[0]
 
-            def alt(h: Hypothesis, d: np.ndarray | None = dout, c: Case = case) -> Any:
-                return references.autograd(h.fn, c.inputs, c.extra, names, d, dev)
+            def alt(h: Hypothesis, d: np.ndarray | None = dout, c: Case = case,
+                    ns: list[str] = names) -> Any:
+                return references.autograd(h.fn, c.inputs, c.extra, ns, d, dev)
 
             singles = {}
             if (dout is not None and case.batch and case.batch > 1 and np.ndim(dout) >= 1
@@ -289,9 +290,9 @@ def check_outputs(
         if bad:
             k = bad[0]
 
-            def alt(h: Hypothesis, c: Case = case) -> Any:
+            def alt(h: Hypothesis, c: Case = case, key: str = k) -> Any:
                 values = references.evaluate(h.fn, c.inputs, c.extra, dev)
-                return values if isinstance(values, Mapping) else {k: values}
+                return values if isinstance(values, Mapping) else {key: values}
 
             diag = diagnose(got[k], np.asarray(expected[k]), batch=case.batch,
                             hypotheses=_hypothesis_values(hypotheses, alt, k))

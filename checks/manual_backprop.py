@@ -597,14 +597,13 @@ def mlp_loss_and_grads(mlp_loss_and_grads: Callable, *, device: str | None = Non
         params = _params_of(inputs)
         result = call(mlp_loss_and_grads, params, inputs["x"], np.array(extra["y"]),
                       activation=extra["activation"], name=name)
-        loss, grads = unpack(result, ("loss", "grads"), name)
-        return loss, _grads_dict(grads, params, name)
+        return unpack(result, ("loss", "grads"), name)
 
     def loss_only(inputs: dict, extra: dict) -> dict:
         return {"loss": as_float(run(inputs, extra)[0], f"the loss returned by {name}")}
 
     def grads_only(inputs: dict, extra: dict, _dout: None) -> dict:
-        return run(inputs, extra)[1]
+        return _grads_dict(run(inputs, extra)[1], _params_of(inputs), name)
 
     loss_hyps = [
         Hypothesis("the loss is averaged over all N·C logits instead of over the N samples",

@@ -176,15 +176,18 @@ def _clip_result(clipped: Mapping[str, torch.Tensor], total: torch.Tensor) -> di
     return {**{f"clipped {k}": v for k, v in clipped.items()}, "total_norm": total}
 
 
-def _clip_hypothesis(scale_fn: Callable[[torch.Tensor, float], torch.Tensor],
-                     returned_norm: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
+def _clip_hypothesis(scale_fn: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
+                     returned_norm: Callable[[torch.Tensor, float], torch.Tensor] | None = None
                      ) -> Callable:
-    """A buggy clip: grads * scale_fn(total, max_norm); total_norm = returned_norm(total, scale)."""
+    """A buggy clip: either grads * scale_fn(total, max_norm) (the clipped arrays only) or
+    total_norm = returned_norm(total, max_norm) (the norm only), so that each bug is judged
+    on the values it changes."""
     def fn(max_norm, **grads):
         total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+        if returned_norm is not None:
+            return {"total_norm": returned_norm(total, float(max_norm))}
         scale = scale_fn(total, float(max_norm))
-        out = total if returned_norm is None else returned_norm(total, scale, float(max_norm))
-        return _clip_result({k: g * scale for k, g in grads.items()}, out)
+        return {f"clipped {k}": g * scale for k, g in grads.items()}
     return fn
 
 
@@ -192,9 +195,8 @@ def _per_tensor(max_norm, **grads):
     clipped = {}
     for k, g in grads.items():
         n = torch.linalg.vector_norm(g)
-        clipped[k] = g * torch.clamp(max_norm / (n + 1e-6), max=1.0)
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
-    return _clip_result(clipped, total)
+        clipped[f"clipped {k}"] = g * torch.clamp(max_norm / (n + 1e-6), max=1.0)
+    return clipped
 
 
 def _grads(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]], scale: float) -> dict:
@@ -218,15 +220,15 @@ def clip_grad_norm(clip_grad_norm: Callable, *, device: str | None = None,
     rng = np.random.default_rng(seed)
     mlp = {"W1": (5, 3), "b1": (5,), "W2": (2, 5), "b2": (2,)}
     cases = []
+    g = _grads(rng, mlp, 1e-5)
+    cases.append(Case(g, extra={"max_norm": 0.5 * _total(g)},
+                      label=f"tiny gradients (total norm {_total(g):.1e}), above max_norm"))
     g = _grads(rng, {"W1": (4, 3), "b1": (4,), "W2": (3, 4)}, 0.5)
     cases.append(Case(g, extra={"max_norm": 2.0 * _total(g)}, label="total norm below max_norm"))
     g = _grads(rng, mlp, 1.0)
     cases.append(Case(g, extra={"max_norm": 0.3 * _total(g)}, label="total norm above max_norm"))
     g = _grads(rng, {"W1": (7, 5), "b1": (7,), "conv": (2, 3, 4), "W2": (1, 7), "b2": (1,)}, 3.0)
     cases.append(Case(g, extra={"max_norm": 1}, label="several shapes, max_norm = 1 (an int)"))
-    g = _grads(rng, mlp, 1e-5)
-    cases.append(Case(g, extra={"max_norm": 0.5 * _total(g)},
-                      label=f"tiny gradients (total norm {_total(g):.1e}), above max_norm"))
     g = _grads(rng, mlp, 1e-4)
     cases.append(Case(g, extra={"max_norm": _total(g) * (1 + 1e-9)},
                       label=f"total norm {_total(g):.1e}, less than 1e-6 below max_norm"))
@@ -266,19 +268,14 @@ def clip_grad_norm(clip_grad_norm: Callable, *, device: str | None = None,
     def reference(max_norm, **grads):
         return _clip_result(*_torch_clip(grads, max_norm))
 
-    def clamp1(s: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(s, max=1.0)
-
     hyps = [
         Hypothesis("returned the clipped norm instead of the original total norm",
                    "torch returns the total norm *before* clipping (useful to log how large "
                    "the gradients really were).",
-                   _clip_hypothesis(lambda t, m: clamp1(m / (t + 1e-6)),
-                                    lambda t, s, m: t * s)),
+                   _clip_hypothesis(returned_norm=lambda t, m: t * torch.clamp(m / (t + 1e-6), max=1.0))),
         Hypothesis("returned min(total_norm, max_norm) instead of the original total norm",
                    "torch returns the total norm *before* clipping.",
-                   _clip_hypothesis(lambda t, m: clamp1(m / (t + 1e-6)),
-                                    lambda t, s, m: torch.clamp(t, max=m))),
+                   _clip_hypothesis(returned_norm=lambda t, m: torch.clamp(t, max=m))),
         Hypothesis("clipped even when the total norm is below max_norm (gradients scaled up)",
                    "Scale only when max_norm / (total_norm + 1e-6) < 1: the factor is "
                    "min(1, max_norm / (total_norm + 1e-6)). Clipping never enlarges a gradient.",
@@ -287,14 +284,15 @@ def clip_grad_norm(clip_grad_norm: Callable, *, device: str | None = None,
                    "Compute ONE norm over all arrays together, sqrt(sum of ‖g‖² over every "
                    "key), and scale every array by the same factor.",
                    _per_tensor),
+        Hypothesis("no clipping when total_norm is less than 1e-6 below max_norm (tested "
+                   "total_norm > max_norm)",
+                   "torch does not test total_norm > max_norm: it always computes "
+                   "scale = max_norm / (total_norm + 1e-6) and scales when scale < 1.",
+                   _clip_hypothesis(lambda t, m: m / (t + 1e-6) if t > m else torch.ones_like(t))),
         Hypothesis("missing + 1e-6: scale = max_norm / total_norm (a different formula)",
                    "torch uses scale = max_norm / (total_norm + 1e-6), clamped to at most 1. "
                    "The 1e-6 matters for small norms and avoids a division by zero.",
-                   _clip_hypothesis(lambda t, m: clamp1(m / t))),
-        Hypothesis("no clipping when total_norm is less than 1e-6 below max_norm",
-                   "torch does not test total_norm > max_norm: it always computes "
-                   "scale = max_norm / (total_norm + 1e-6) and scales when scale < 1.",
-                   _clip_hypothesis(lambda t, m: torch.ones_like(t))),
+                   _clip_hypothesis(lambda t, m: torch.clamp(m / t, max=1.0))),
         Hypothesis("did not clip at all",
                    "When max_norm / (total_norm + 1e-6) < 1, multiply every array by that factor.",
                    _clip_hypothesis(lambda t, m: torch.ones_like(t))),
@@ -473,11 +471,13 @@ def _residual_cases(seed: int) -> list[Case]:
     rng = np.random.default_rng(seed)
     cases = []
     for n, d in ((1, 3), (5, 4), (7, 9)):
-        x = rng.normal(size=(n, d))
-        W = rng.normal(0, 1 / math.sqrt(d), size=(d, d))
-        b = rng.normal(0, 0.5, size=d)
-        z = x @ W.T + b
-        b = b + np.where(np.abs(z).min(axis=0) < 0.05, 0.2, 0.0)  # keep clear of the kink
+        while True:  # both signs of z present, every z clear of relu's kink
+            x = rng.normal(size=(n, d))
+            W = rng.normal(0, 1 / math.sqrt(d), size=(d, d))
+            b = rng.normal(0, 0.5, size=d)
+            z = x @ W.T + b
+            if (z > 0).any() and (z < 0).any() and np.abs(z).min() > 0.05:
+                break
         cases.append(Case({"x": x, "W": W, "b": b}, batch=n))
     x = rng.normal(size=(3, 4))
     x[0] = 0.0

@@ -515,13 +515,10 @@ def test_none_and_instance_and_missing_step():
 
 
 def test_wrong_constructor_signature():
-    class Named:
-        def __init__(self, lr, mom=0.0):
-            pass
-
-        def step(self, params, grads):
-            pass
-    with pytest.raises(CheckFailed, match="raised TypeError"):
+    class Named(SGD):
+        def __init__(self, lr, mom=0.0):  # `momentum` misnamed
+            super().__init__(lr, mom)
+    with pytest.raises(CheckFailed, match="SGD raised TypeError: .*unexpected keyword argument 'momentum'"):
         check.sgd(Named)
 
 

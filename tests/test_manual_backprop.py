@@ -118,9 +118,9 @@ ACT = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(
 def mlp_forward(params, x, activation="relu"):
     L = len(params) // 2
     caches, h = [], x
-    for l in range(1, L + 1):
-        z, lc = linear_forward(h, params[f"W{l}"], params[f"b{l}"])
-        if l == L:
+    for layer in range(1, L + 1):
+        z, lc = linear_forward(h, params[f"W{layer}"], params[f"b{layer}"])
+        if layer == L:
             caches.append((lc, None, None))
             return z, caches
         h, ac = FWD[activation](z)
@@ -130,11 +130,11 @@ def mlp_forward(params, x, activation="relu"):
 
 def mlp_backward(dlogits, caches):
     grads, delta = {}, dlogits
-    for l in range(len(caches), 0, -1):
-        lc, act, ac = caches[l - 1]
+    for layer in range(len(caches), 0, -1):
+        lc, act, ac = caches[layer - 1]
         if act is not None:
             delta = BWD[act](delta, ac)
-        delta, grads[f"W{l}"], grads[f"b{l}"] = linear_backward(delta, lc)
+        delta, grads[f"W{layer}"], grads[f"b{layer}"] = linear_backward(delta, lc)
     return grads
 
 
@@ -142,12 +142,12 @@ def mlp_forward_flat(params, x, activation="relu"):
     """Another cache layout: lists of inputs and pre-activations, plus the activation name."""
     L = len(params) // 2
     hs, zs, h = [], [], x
-    for l in range(1, L + 1):
+    for layer in range(1, L + 1):
         hs.append(h)
-        z = h @ params[f"W{l}"].T + params[f"b{l}"]
+        z = h @ params[f"W{layer}"].T + params[f"b{layer}"]
         zs.append(z)
-        h = ACT[activation](z) if l < L else z
-    return h, {"hs": hs, "zs": zs, "Ws": [params[f"W{l}"] for l in range(1, L + 1)],
+        h = ACT[activation](z) if layer < L else z
+    return h, {"hs": hs, "zs": zs, "Ws": [params[f"W{layer}"] for layer in range(1, L + 1)],
                "act": activation}
 
 
@@ -165,18 +165,20 @@ def mlp_backward_flat(dlogits, cache, *, bug=None):
     hs, zs, Ws, act = cache["hs"], cache["zs"], cache["Ws"], cache["act"]
     L = len(Ws)
     grads, delta = {}, dlogits
-    for l in range(L, 0, -1):  # 1-based layer l; delta is dL/dz_l here
-        grads[f"W{l}"] = np.einsum("no,ni->oi", delta, hs[l - 1])
-        grads[f"b{l}"] = delta.sum(axis=0)
-        if l > 1:
-            da = delta @ (Ws[l - 1].T if bug == "dx_with_W" else Ws[l - 1])
-            z_prev = zs[l - 2]
-            if bug == "missing_all" or (bug == "missing_2_of_4" and L == 4 and l - 1 == 2):
+    for layer in range(L, 0, -1):  # 1-based layer index; delta is dL/dz_layer here
+        grads[f"W{layer}"] = np.einsum("no,ni->oi", delta, hs[layer - 1])
+        grads[f"b{layer}"] = delta.sum(axis=0)
+        if layer > 1:
+            da = delta @ (Ws[layer - 1].T if bug == "dx_with_W" else Ws[layer - 1])
+            z_prev = zs[layer - 2]
+            if bug == "missing_all" or (bug == "missing_2_of_4" and L == 4 and layer - 1 == 2):
                 delta = da
             elif bug == "at_activation":
                 delta = da * _prime(act, ACT[act](z_prev))
             elif bug == "mask_next":
-                delta = da * (zs[l - 1] > 0)
+                delta = da * (zs[layer - 1] > 0)
+            elif bug == "mask_prev" and layer >= 3 and zs[layer - 3].shape == z_prev.shape:
+                delta = da * (zs[layer - 3] > 0)
             else:
                 delta = da * _prime(act, z_prev)
     return grads
@@ -190,11 +192,11 @@ def spot_the_bug_backward(dlogits, cache):
     delta = dlogits
     grads[f"W{L}"] = delta.T @ hs[L - 1]
     grads[f"b{L}"] = delta.sum(0)
-    for l in range(L - 1, 0, -1):
-        delta = delta @ Ws[l]               # gradient w.r.t. a_l
-        grads[f"W{l}"] = delta.T @ hs[l - 1]  # BUG: uses da_l, not dz_l
-        grads[f"b{l}"] = delta.sum(0)
-        delta = delta * _prime(act, zs[l - 1])
+    for layer in range(L - 1, 0, -1):
+        delta = delta @ Ws[layer]               # gradient w.r.t. a_l
+        grads[f"W{layer}"] = delta.T @ hs[layer - 1]  # BUG: uses da_l, not dz_l
+        grads[f"b{layer}"] = delta.sum(0)
+        delta = delta * _prime(act, zs[layer - 1])
     return grads
 
 
@@ -425,6 +427,7 @@ MLP_MUTANTS = [
     ("sigma'(a)", _flat("at_activation"), r"at the activation a instead of the pre-activation z"),
     ("mask of the next layer", _flat("mask_next"), r"next layer's pre-activation"),
     ("dx with W.T", _flat("dx_with_W"), r"dx computed with W.T instead of W"),
+    ("mask of the previous layer", _flat("mask_prev"), r"previous layer's pre-activation"),
 ]
 
 
@@ -437,8 +440,7 @@ def test_mlp_backward_mutants(label, bwd, pattern):
 def test_mlp_backward_key_problems():
     def off_by_one(d, caches):
         g = mlp_backward(d, caches)
-        L = len(caches)
-        return {f"{k[0]}{int(k[1:]) - 1}": v for k, v in g.items()} if L else g
+        return {f"{k[0]}{int(k[1:]) - 1}": v for k, v in g.items()}
     with pytest.raises(CheckFailed, match=r"off by one layer"):
         check.mlp_backward(mlp_forward, off_by_one)
 
@@ -454,8 +456,7 @@ def test_mlp_backward_key_problems():
 
     def swapped_values(d, caches):
         g = mlp_backward(d, caches)
-        L = len(caches)
-        if L >= 3:
+        if len(caches) >= 3:
             g["W1"], g["W2"] = g["W2"], g["W1"]
         return g
     with pytest.raises(CheckFailed, match=r"wrong layer's key"):
@@ -463,11 +464,7 @@ def test_mlp_backward_key_problems():
 
 
 def test_mlp_backward_bias_not_summed_and_single_sample():
-    def not_summed(d, caches):
-        g = mlp_backward(d, caches)
-        g["b2" if "b2" in g else "b1"] = d  # the last layer's db is dlogits itself
-        return g
-
+    # the last layer's db would be dlogits itself without the sum over the batch
     with pytest.raises(CheckFailed, match=r"batch axis"):
         check.mlp_backward(mlp_forward, lambda d, c: {**mlp_backward(d, c),
                                                        f"b{len(c)}": d})
@@ -539,3 +536,23 @@ def test_cuda_request_without_gpu_is_clear():
     else:
         with pytest.raises(Exception, match=r"(?i)cuda|gpu"):
             check.linear_backward(linear_forward, linear_backward, device="cuda")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_false_alarms_for_other_seeds(seed):
+    assert check.linear_backward(linear_forward, linear_backward_einsum, seed=seed)
+    assert check.sigmoid_backward(sigmoid_forward, sigmoid_backward, seed=seed)
+    assert check.mlp_backward(mlp_forward_flat, mlp_backward_flat, seed=seed)
+    assert check.mlp_gradients(mlp_loss_and_grads_torchfree_loop, seed=seed)
+
+
+def test_cuda_path_by_injection(monkeypatch):
+    """The device="cuda" path on a CPU-only machine: the reference runs where torch_device says."""
+    from checks.engine import devices, references
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(references, "torch_device", lambda name: torch.device("cpu"))
+    passed = check.mlp_gradients(mlp_loss_and_grads, device="cuda")
+    assert "device cuda" in str(passed)
+    with pytest.raises(CheckFailed, match="spot-the-bug"):
+        check.mlp_backward(mlp_forward_flat, spot_the_bug_backward, device="cuda")

@@ -25,6 +25,10 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, ".nbgrader", "grade
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Autograding: a stuck cell must not hang the whole run.
+# Autograding. `make grade` (scripts/grade.py) runs each job in a private course with its own
+# config (integrity guard, stripped submissions); these settings apply when nbgrader is run by
+# hand (formgrader, `nbgrader autograde`). Deleted test cells are put back and score as run.
+c.OverwriteCells.add_missing_cells = True
+# A stuck cell must not hang the whole run.
 c.ExecutePreprocessor.timeout = 120
 c.Execute.timeout = 120

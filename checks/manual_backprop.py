@@ -451,6 +451,10 @@ def _mask_from(offset: int) -> Callable[..., torch.Tensor | None]:
     return local
 
 
+def _relu_prime_one_at_zero(layer: int, zs: list[torch.Tensor], activation: str) -> torch.Tensor | None:
+    return (zs[layer - 1] >= 0).to(zs[0].dtype) if activation == "relu" else None
+
+
 def _at_activation(layer: int, zs: list[torch.Tensor], activation: str) -> torch.Tensor:
     return _t_prime(activation, _T_ACT[activation](zs[layer - 1]))
 
@@ -486,6 +490,9 @@ def _mlp_hypotheses(wrap: Callable[[torch.Tensor, Mapping[str, Any]], torch.Tens
             "pre-activation z (f'(a) instead of f'(z))",
             "f'(z) for sigmoid is a·(1 − a) and for tanh 1 − a²: apply the formula to the "
             "cached output a, do not compute f(a) again.", local=_at_activation),
+        hyp("relu'(0) = 1: the ReLU mask lets z = 0 through",
+            "By convention (and in PyTorch) relu'(0) = 0: the mask is z > 0, not z >= 0.",
+            local=_relu_prime_one_at_zero),
         hyp("the ReLU mask of each hidden layer taken from the next layer's pre-activation",
             "Layer l's mask is (z_l > 0) with z_l that layer's own pre-activation: the "
             "cache of the layer you are going down into, not the one you just left.",

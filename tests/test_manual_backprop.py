@@ -437,6 +437,21 @@ def test_mlp_backward_mutants(label, bwd, pattern):
         check.mlp_backward(mlp_forward_flat, bwd)
 
 
+def test_mlp_backward_relu_kink_convention():
+    def bwd(d, caches):
+        grads, delta = {}, d
+        for layer in range(len(caches), 0, -1):
+            lc, act, ac = caches[layer - 1]
+            if act == "relu":
+                delta = delta * (ac >= 0)
+            elif act is not None:
+                delta = BWD[act](delta, ac)
+            delta, grads[f"W{layer}"], grads[f"b{layer}"] = linear_backward(delta, lc)
+        return grads
+    with pytest.raises(CheckFailed, match=r"(?s)exactly 0.*relu'\(0\) = 1"):
+        check.mlp_backward(mlp_forward, bwd)
+
+
 def test_mlp_backward_key_problems():
     def off_by_one(d, caches):
         g = mlp_backward(d, caches)

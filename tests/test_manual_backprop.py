@@ -571,3 +571,20 @@ def test_cuda_path_by_injection(monkeypatch):
     assert "device cuda" in str(passed)
     with pytest.raises(CheckFailed, match="spot-the-bug"):
         check.mlp_backward(mlp_forward_flat, spot_the_bug_backward, device="cuda")
+
+
+hyp = pytest.importorskip("hypothesis")
+
+
+@hyp.settings(max_examples=5, deadline=None)
+@hyp.given(seed=hyp.strategies.integers(0, 10**6), entry=hyp.strategies.integers(0, 11))
+def test_property_linear_accepts_correct_and_rejects_any_corrupted_entry(seed, entry):
+    assert check.linear_backward(linear_forward, linear_backward_einsum, seed=seed)
+
+    def corrupted(dz, cache):
+        dx, dW, db = linear_backward(dz, cache)
+        dW = dW.copy()
+        dW.flat[entry % dW.size] += 1e-3 * (1 + np.abs(dW).max())
+        return dx, dW, db
+    with pytest.raises(CheckFailed, match=r"dW does not match"):
+        check.linear_backward(linear_forward, corrupted, seed=seed)

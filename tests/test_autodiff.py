@@ -411,7 +411,7 @@ def _div_wrong(self, other):
     ({"exp": _unary(math.exp, lambda x, e: x)}, r"d/dx of exp is wrong"),
     ({"exp": _unary(math.exp, lambda x, e: 1.0)}, r"d/dx of exp is wrong"),
     ({"log": _unary(math.log, lambda x, y: x)}, r"d/dx of log is wrong"),
-    ({"log": _unary(math.log, lambda x, y: -1 / x)}, r"(?s)sign flipped.*Expected: d log\(a\)/da = 1/a"),
+    ({"log": _unary(math.log, lambda x, y: -1 / x)}, r"(?s)Expected: d log\(a\)/da = 1/a.*sign flipped"),
     ({"__pow__": _pow_wrong}, r"d/dx of pow is wrong: n·xⁿ instead of n·xⁿ⁻¹"),
     ({"__truediv__": _div_wrong}, r"d/dx of division is wrong"),
     ({"relu": _unary(lambda x: max(x, 0.0), lambda x, y: 1.0)}, r"d/dx of relu is wrong"),

@@ -469,6 +469,16 @@ def _run_learner(spec: Spec, cls: Any, hp: dict, params: Params, grads: list[Par
 
 
 def _check_optimizer(spec: Spec, cls: Any, device: str | None, seed: int) -> CheckPassed:
+    try:
+        return _run_check(spec, cls, device, seed)
+    except CheckFailed as exc:  # "✗ SGD: ..." rather than "✗ sgd: SGD: ..."
+        text = str(exc)
+        if text.startswith("✗"):
+            raise
+        raise CheckFailed(f"✗ {text}") from None
+
+
+def _run_check(spec: Spec, cls: Any, device: str | None, seed: int) -> CheckPassed:
     if cls is not None and not isinstance(cls, type) and callable(getattr(cls, "step", None)):
         raise CheckFailed(f"got an instance of {type(cls).__name__}: pass the class itself, "
                           f"check.{spec.name.lower()}({spec.name}), not {spec.name}(...).")

@@ -410,10 +410,28 @@ def _derivatives(Value: Any, name: str, dev: str, seed: int, tally: _Tally) -> N
     primitive = [op for op in table if op[0] not in _DERIVED]
     derived = [op for op in table if op[0] in _DERIVED]
     _one_by_one(Value, name, dev, seed, tally, primitive)
+    _relu_kink(Value, name, dev, seed, tally)
     # Derived operators (−, /, unary minus) are often built from the primitive ones, i.e. as
     # small graphs: make sure gradients flow through a graph before blaming them.
     _chains(Value, name, dev, seed, tally, _chain_table()[:2], [])
     _one_by_one(Value, name, dev, seed, tally, derived)
+
+
+def _relu_kink(Value: Any, name: str, dev: str, seed: int, tally: _Tally) -> None:
+    """relu'(0) = 0, as in PyTorch (no finite differences on the kink)."""
+    hyps = [Hypothesis("relu'(0) = 1: the kink at 0 is counted as positive",
+                       "by convention (and in PyTorch) relu'(0) = 0: test self.data > 0, "
+                       "not >= 0.",
+                       lambda x, build, times: surrogate(torch.relu(x[0]), x[0],
+                                                         torch.ones_like(x[0])) + x[1])]
+    try:
+        tally.add(_graph_case(name, Value, lambda v: v[0].relu() + v[1], [0.0, 0.5],
+                              "relu(a) + b at a = 0 (the kink)", hypotheses=hyps, device=dev,
+                              seed=seed, fd=False))
+    except CheckFailed as exc:
+        raise _restate(exc, name, "d/dx of relu at x = 0 should be 0 (as PyTorch)",
+                       "d/dx of relu is wrong at the kink: relu'(0) should be 0",
+                       "use (self.data > 0), not >= 0.") from None
 
 
 _DERIVED = {"a - b", "a - 2.5", "2.5 - a", "a / b", "a / 2.5", "2.5 / a", "-a"}

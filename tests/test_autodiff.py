@@ -4,6 +4,7 @@ diagnosis (DESIGN.md §6.2)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -422,10 +423,37 @@ def test_wrong_derivative_of_one_operator_is_named(methods, pattern):
         check.value_class(_mutant(**methods))
 
 
-def test_relu_kink_is_not_tested_with_finite_differences():
-    # relu'(0): inputs stay away from 0, so either convention passes (documented choice).
+def test_relu_derivative_at_the_kink_is_zero_as_in_torch():
     kink = _unary(lambda x: max(x, 0.0), lambda x, y: 1.0 if x >= 0 else 0.0)
-    assert check.value_derivatives(_mutant(relu=kink))
+    with pytest.raises(CheckFailed, match=r"relu'\(0\) = 1: the kink at 0 is counted as positive"):
+        check.value_derivatives(_mutant(relu=kink))
+    # the convention through out.data (micrograd's `out.data > 0`) is the same at 0: accepted
+    via_output = _unary(lambda x: max(x, 0.0), lambda x, y: float(y > 0))
+    assert check.value_derivatives(_mutant(relu=via_output))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_other_seeds_accept_correct_engines(seed):
+    assert check.value_backward(EdgeValue, seed=seed)
+
+
+def test_grad_starting_as_none_is_explained():
+    class NoneGrad(Value):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.grad = None
+    with pytest.raises(CheckFailed, match="grad = 0.0"):
+        check.value_ops(NoneGrad)
+
+
+def test_checks_are_silent(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check.value_ops(Value)
+        with pytest.raises(CheckFailed):
+            check.value_class(_mutant(__mul__=_mul_assign))
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
 
 
 def _backward_no_reset(self):

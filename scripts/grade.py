@@ -362,10 +362,20 @@ def run_job(job_dir: Path, assignment: str, students: list[str], feedback: bool,
 # --------------------------------------------------------------------------------------------
 # Merging into the course
 # --------------------------------------------------------------------------------------------
+def _quiet_sqlalchemy() -> None:
+    """nbgrader's Gradebook triggers harmless SAWarnings (autoflush); keep the progress readable."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    warnings.filterwarnings("ignore", category=SAWarning)
+
+
 def read_scores(job_dir: Path, assignment: str, student: str, res: Result) -> bool:
     """Fill res from the job's gradebook; False when the student has no autograded result."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    _quiet_sqlalchemy()
     if not (job_dir / "autograded" / student / assignment).is_dir():
         return False
     with Gradebook(f"sqlite:///{job_dir / 'gradebook.db'}", COURSE_ID) as gb:
@@ -388,6 +398,7 @@ def merge_into(master_db: Path, job_dir: Path, assignment: str, student: str) ->
     """Copy one student's automatic scores from a job's gradebook into the course gradebook."""
     from nbgrader.api import Gradebook
 
+    _quiet_sqlalchemy()
     with Gradebook(f"sqlite:///{job_dir / 'gradebook.db'}", COURSE_ID) as src, \
             Gradebook(f"sqlite:///{master_db}", COURSE_ID) as dst:
         s = src.find_submission(assignment, student)

@@ -26,13 +26,12 @@ import secrets
 import time
 from pathlib import Path
 
+from kernel_guard import GUARD_SOURCE
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Unicode
-
-from kernel_guard import GUARD_SOURCE
 
 
 def _hash_tree(root: Path) -> dict[str, str]:

@@ -43,6 +43,7 @@ from .engine import (
     resolve_device,
     surrogate,
 )
+from .engine import devices
 from .engine.diagnose import Diagnosis
 from .engine.report import failure, worst_entries
 
@@ -825,16 +826,18 @@ def custom_sigmoid(Sigmoid: Any, *, device: str | None = None, seed: int = 0) ->
                               "return a torch.Tensor.")
         return y
 
+    tdev = devices.torch_device(dev)
+
     def values(inputs: dict, extra: dict) -> dict:
-        x = torch.tensor(inputs["x"], dtype=torch.float64, device=dev)
+        x = torch.tensor(inputs["x"], dtype=torch.float64, device=tdev)
         return {"Sigmoid.apply(x)": forward(x).detach().cpu().numpy()}
 
     check_outputs("custom_sigmoid", values, lambda x, w: {"Sigmoid.apply(x)": torch.sigmoid(x)},
                   cases, device=dev, seed=seed)
 
     def learner(inputs: dict, extra: dict, _dout: None) -> dict:
-        x = torch.tensor(inputs["x"], dtype=torch.float64, device=dev, requires_grad=True)
-        w = torch.tensor(extra["w"], dtype=torch.float64, device=dev)
+        x = torch.tensor(inputs["x"], dtype=torch.float64, device=tdev, requires_grad=True)
+        w = torch.tensor(extra["w"], dtype=torch.float64, device=tdev)
         y = forward(x)
         call(lambda: (y * w).sum().backward(), name="Sigmoid.backward")
         if x.grad is None:

@@ -557,3 +557,36 @@ def test_custom_sigmoid_bugs(backward, pattern):
 def test_custom_sigmoid_not_a_function_class():
     with pytest.raises(CheckFailed, match="subclass of torch.autograd.Function"):
         check.custom_sigmoid(torch.sigmoid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------------
+
+def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+    """The CUDA path on a CPU-only machine: pretend a GPU exists and record the device used."""
+    from checks.engine import devices
+    used = []
+
+    def fake(name):
+        used.append(name)
+        return torch.device("cpu")
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "torch_device", fake)
+    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+    assert "device cuda" in str(check.value_derivatives(Value))
+    assert "device cuda" in str(check.custom_sigmoid(Sigmoid))
+    assert "cuda" in used
+
+
+def test_cuda_without_gpu_is_an_error(monkeypatch):
+    from checks.engine import CheckError, devices
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    with pytest.raises(CheckError, match="no CUDA GPU"):
+        check.value_class(Value, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_reference():
+    assert "device cuda" in str(check.value_class(Value, device="cuda"))
+    assert "device cuda" in str(check.custom_sigmoid(Sigmoid, device="cuda"))

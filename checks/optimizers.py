@@ -403,8 +403,6 @@ def _explain(spec: Spec, hp: dict, params: Params, grads: list[Params],
              got: list[Params], expected: list[Params], t: int, key: str) -> Diagnosis:
     """Name the bug whose trajectory the learner's reproduces (or fall back on the engine)."""
     n = len(got)
-    if all(np.array_equal(got[0][k], params[k]) for k in params):
-        return Diagnosis(*_NO_UPDATE)
     best: tuple[float, Bug | None] = (math.inf, None)
     for bug in spec.bugs:
         try:
@@ -417,6 +415,8 @@ def _explain(spec: Spec, hp: dict, params: Params, grads: list[Params],
             best = (d, bug)
     if best[1] is not None and best[0] <= MATCH_RTOL:
         return Diagnosis(best[1].bug, best[1].hint)
+    if all(np.array_equal(h[k], params[k]) for h in got for k in params):
+        return Diagnosis(*_NO_UPDATE)
     # No known bug: let the engine look at the step itself (sign, constant factor, NaN).
     before = params[key] if t == 1 else got[t - 2][key]
     ref_before = params[key] if t == 1 else expected[t - 2][key]

@@ -229,15 +229,22 @@ def sgd_mutant(bug):
     class Mutant(SGD):
         def step(self, params, grads):
             for k, p in params.items():
-                g = grads[k] if bug in ("no_decay", "decay_after") else grads[k] + self.weight_decay * p
+                g = grads[k] if bug in ("no_decay", "decay_after", "decoupled") else grads[k] + self.weight_decay * p
                 if self.momentum:
                     old = self.buf.get(k)
                     if bug == "zero_ema":
                         self.buf[k] = self.momentum * self.buf.get(k, 0.0) + (1 - self.momentum) * g
+                    elif bug == "stale":  # zero buffer, used before g is added
+                        old = self.buf.get(k, np.zeros_like(p))
+                        self.buf[k] = self.momentum * old + g
                     else:
                         self.buf[k] = g.copy() if old is None else self.momentum * old + g
                     if bug == "no_momentum":
                         d = g
+                    elif bug == "stale":
+                        d = old
+                    elif self.nesterov and bug == "nesterov_swap":
+                        d = self.buf[k] + self.momentum * g
                     elif self.nesterov and bug == "nesterov_ignored":
                         d = self.buf[k]
                     elif self.nesterov and bug == "nesterov_no_g":
@@ -250,6 +257,8 @@ def sgd_mutant(bug):
                     d = g
                 if bug == "decay_after":
                     d = d + self.weight_decay * p
+                if bug == "decoupled":
+                    p *= 1 - self.lr * self.weight_decay
                 p -= self.lr * d
     return Mutant
 
@@ -269,7 +278,7 @@ def adam_mutant(bug, base=Adam):
         def step(self, params, grads):
             self.t += 1
             t = {"t0": self.t - 1, "t2": self.t + 1}.get(bug, self.t)
-            b1, b2 = self.betas
+            b1, b2 = self.betas[::-1] if bug == "swap_betas" else self.betas
             for k, p in params.items():
                 g = self._grad(p, grads[k])
                 if bug == "per_key_count":
@@ -311,6 +320,21 @@ class AdamDecoupled(AdamW):  # AdamW's decay under Adam's name
         super().__init__(lr, betas, eps, weight_decay)
 
 
+class AdamWDecayAfter(AdamW):
+    def _grad(self, p, g):
+        return g
+
+    def step(self, params, grads):
+        super().step(params, grads)
+        for p in params.values():
+            p *= 1 - self.lr * self.weight_decay
+
+
+class AdamWNoDecay(AdamW):
+    def _grad(self, p, g):
+        return g
+
+
 class AdamNoDecay(Adam):
     def _grad(self, p, g):
         return g
@@ -334,8 +358,10 @@ def rms_mutant(bug):
                 g = grads[k]
                 a = 1 - self.alpha if bug == "swap" else self.alpha
                 self.v[k] = a * self.v.get(k, 0.0) + (1 - a) * g * g
-                denom = {"no_sqrt": self.v[k] + self.eps,
-                         "eps_inside": np.sqrt(self.v[k] + self.eps)}.get(bug, np.sqrt(self.v[k]) + self.eps)
+                self.t = getattr(self, "t", 0) + (k == next(iter(params)))
+                v = self.v[k] / (1 - self.alpha**self.t) if bug == "bias" else self.v[k]
+                denom = {"no_sqrt": v + self.eps,
+                         "eps_inside": np.sqrt(v + self.eps)}.get(bug, np.sqrt(v) + self.eps)
                 p -= self.lr * g / denom
     return Mutant
 
@@ -345,9 +371,11 @@ def adagrad_mutant(bug):
         def step(self, params, grads):
             for k, p in params.items():
                 g = grads[k]
-                self.G[k] = g * g if bug == "overwrite" else self.G.get(k, 0.0) + g * g
-                denom = {"no_sqrt": self.G[k] + self.eps,
-                         "eps_inside": np.sqrt(self.G[k] + self.eps)}.get(bug, np.sqrt(self.G[k]) + self.eps)
+                old = self.G.get(k, 0.0)
+                self.G[k] = g * g if bug == "overwrite" else old + g * g
+                G = old if bug == "stale" else self.G[k]
+                denom = {"no_sqrt": G + self.eps,
+                         "eps_inside": np.sqrt(G + self.eps)}.get(bug, np.sqrt(G) + self.eps)
                 p -= self.lr * g / denom
     return Mutant
 
@@ -360,6 +388,15 @@ MUTANTS = [
     (check.sgd, sgd_mutant("no_decay"), "weight decay is ignored"),
     (check.sgd, sgd_mutant("decay_after"), "weight decay added to the step after momentum"),
     (check.sgd, SGDSharedBuffer, "state is shared between parameters"),
+    (check.sgd, sgd_mutant("stale"), "buffer starts at zero and the step uses it before"),
+    (check.sgd, sgd_mutant("nesterov_swap"), r"Nesterov step buf \+ momentum·g"),
+    (check.sgd, sgd_mutant("decoupled"), "weight decay decoupled"),
+    (check.rmsprop, rms_mutant("bias"), "bias correction v / \\(1 − alphaᵗ\\)"),
+    (check.adagrad, adagrad_mutant("stale"), "before adding the current g²"),
+    (check.adam, adam_mutant("swap_betas"), "β₁ and β₂ swapped"),
+    (check.adamw, AdamWDecayAfter, "after the Adam step"),
+    (check.adamw, AdamWNoDecay, "weight decay is ignored"),
+    (check.adamw, adam_mutant("eps_inside", AdamW), "eps inside the square root"),
     (check.rmsprop, rms_mutant("no_sqrt"), "square root is missing"),
     (check.rmsprop, rms_mutant("eps_inside"), "eps inside the square root"),
     (check.rmsprop, rms_mutant("swap"), "alpha and 1 − alpha swapped"),
@@ -608,3 +645,51 @@ def test_schedule_matches_torch_lambdalr():
                                                           rel=1e-12, abs=1e-15)
         opt.step()
         sched.step()
+
+
+# ------------------------------------------------------------------------------------------
+# Property tests: for random hyper-parameters, the reference rules and the correct classes
+# follow torch.optim to float64 precision.
+# ------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HP = {
+    "SGD": st.fixed_dictionaries({
+        "lr": st.floats(1e-3, 0.2), "momentum": st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+        "nesterov": st.booleans(), "weight_decay": st.sampled_from([0.0, 1e-4, 0.1])}),
+    "RMSProp": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.05), "alpha": st.floats(0.5, 0.999),
+                                      "eps": st.sampled_from([1e-8, 1e-6, 1e-3])}),
+    "AdaGrad": st.fixed_dictionaries({"lr": st.floats(1e-3, 0.5), "eps": st.sampled_from([1e-10, 1e-6])}),
+    "Adam": st.fixed_dictionaries({
+        "lr": st.floats(1e-4, 0.1), "betas": st.tuples(st.floats(0.0, 0.99), st.floats(0.9, 0.9999)),
+        "eps": st.sampled_from([1e-8, 1e-5]), "weight_decay": st.sampled_from([0.0, 0.01, 0.3])}),
+    "AdamW": st.fixed_dictionaries({
+        "lr": st.floats(1e-4, 0.1), "betas": st.tuples(st.floats(0.0, 0.99), st.floats(0.9, 0.9999)),
+        "eps": st.sampled_from([1e-8, 1e-5]), "weight_decay": st.sampled_from([0.0, 0.01, 0.3])}),
+}
+CLASSES = {"SGD": SGD, "RMSProp": RMSProp, "AdaGrad": AdaGrad, "Adam": Adam, "AdamW": AdamW}
+
+
+@pytest.mark.parametrize("name", list(HP))
+def test_random_hyperparameters_match_torch(name):
+    spec = _SPECS[name]
+
+    @settings(max_examples=8, deadline=None, derandomize=True)
+    @given(hp=HP[name], seed=st.integers(0, 2**16))
+    def prop(hp, seed):
+        if name == "SGD" and hp["nesterov"] and hp["momentum"] == 0:
+            hp = {**hp, "nesterov": False}  # torch forbids Nesterov without momentum
+        params, grads, _ = _problem(np.random.default_rng(seed), False)
+        theirs = _torch_trajectory(spec, hp, params, grads, "cpu")
+        assert distance(simulate(spec.rule, hp, params, grads), theirs) < 1e-9
+        opt = CLASSES[name](hp["lr"], **{k: v for k, v in hp.items() if k != "lr"})
+        mine = {k: v.copy() for k, v in params.items()}
+        history = []
+        for g in grads:
+            opt.step(mine, {k: v.copy() for k, v in g.items()})
+            history.append({k: v.copy() for k, v in mine.items()})
+        assert distance(history, theirs) < 1e-9
+
+    prop()

@@ -412,10 +412,41 @@ def _derivatives(Value: Any, name: str, dev: str, seed: int, tally: _Tally) -> N
     derived = [op for op in table if op[0] in _DERIVED]
     _one_by_one(Value, name, dev, seed, tally, primitive)
     _relu_kink(Value, name, dev, seed, tally)
+    _upstream(Value, name, dev, seed, tally, primitive)
     # Derived operators (−, /, unary minus) are often built from the primitive ones, i.e. as
     # small graphs: make sure gradients flow through a graph before blaming them.
     _chains(Value, name, dev, seed, tally, _chain_table()[:2], [])
     _one_by_one(Value, name, dev, seed, tally, derived)
+
+
+_FLOW_BUG = ("the gradient does not flow back through the whole graph: backward() must call "
+             "_backward() of EVERY node, from the output back to the leaves (reversed "
+             "topological order), not only the output's, and not leaves first")
+
+
+def _upstream(Value: Any, name: str, dev: str, seed: int, tally: _Tally,
+              table: list[tuple[str, Builder, bool, str]]) -> None:
+    """op(a, b) * c: the op's closure must multiply by out.grad (here c, not 1)."""
+    x = np.array([*_OPS_X, 1.7])
+    for label, op, _reverse, _rule in table:
+        def build(v: Sequence[Any], op: Builder = op) -> Any:
+            return op(v) * v[2]
+
+        def ignored(x: Any, build: Builder, times: int, op: Builder = op) -> Any:
+            y = op(x)
+            return y + y.detach() * x[2]
+
+        hyp = Hypothesis(f"the backward of `{label}` ignores out.grad (it only worked because "
+                         "out.grad was 1 when the operation was the output)",
+                         "chain rule: multiply the local derivative by out.grad, e.g. "
+                         "self.grad += local * out.grad.", ignored)
+        case = f"({label}) * c, c = {x[2]}"
+        try:
+            tally.add(_graph_case(name, Value, build, x, case, hypotheses=[hyp], device=dev,
+                                  seed=seed))
+        except CheckFailed as exc:
+            raise _restate(exc, name, f"wrong gradients for `{case}` (`{label}` alone was "
+                           "right)", _FLOW_BUG, _ORDER_HINT) from None
 
 
 def _relu_kink(Value: Any, name: str, dev: str, seed: int, tally: _Tally) -> None:
@@ -573,11 +604,8 @@ def _chains(Value: Any, name: str, dev: str, seed: int, tally: _Tally,
             tally.add(_graph_case(name, Value, build, _CHAIN_X, label, device=dev, seed=seed))
         except CheckFailed as exc:
             raise _restate(exc, name, f"wrong gradients through a chain of operators: `{label}` "
-                           "(every operator alone was right)",
-                           "the gradient does not flow back through the whole graph: backward() "
-                           "must call _backward() of EVERY node, from the output back to the "
-                           "leaves (reversed topological order), not only the output's, and not "
-                           "leaves first", _ORDER_HINT, force=True) from None
+                           "(every operator alone was right)", _FLOW_BUG, _ORDER_HINT,
+                           force=True) from None
     for label, build in diamonds:
         try:
             tally.add(_graph_case(name, Value, build, _CHAIN_X, label, device=dev, seed=seed))

@@ -4,6 +4,7 @@ diagnosis (DESIGN.md §6.2)."""
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -330,6 +331,33 @@ def test_wrong_topological_order(fn):
 def test_gradient_does_not_flow_through_the_chain(fn):
     with pytest.raises(CheckFailed, match="does not flow back through the whole graph"):
         check.value_backward(_mutant(backward=fn))
+
+
+def _mul_without_upstream(self, other):
+    other = other if isinstance(other, Value) else type(self)(other)
+    out = type(self)(self.data * other.data, (self, other), "*")
+
+    def _backward():
+        self.grad += other.data
+        other.grad += self.data
+    out._backward = _backward
+    return out
+
+
+def _tanh_without_upstream(self):
+    out = type(self)(math.tanh(self.data), (self,), "tanh")
+
+    def _backward():
+        self.grad += 1 - out.data ** 2
+    out._backward = _backward
+    return out
+
+
+@pytest.mark.parametrize("methods,op", [({"__mul__": _mul_without_upstream}, "a * b"),
+                                        ({"tanh": _tanh_without_upstream}, "a.tanh()")])
+def test_closure_ignoring_out_grad(methods, op):
+    with pytest.raises(CheckFailed, match=f"the backward of `{re.escape(op)}` ignores out.grad"):
+        check.value_derivatives(_mutant(**methods))
 
 
 def _backward_recursive(self):

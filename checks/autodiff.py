@@ -96,6 +96,11 @@ def _build(Value: Any, build: Builder, x: np.ndarray, label: str, reverse: bool 
 
 
 def _backward(out: Any, label: str, n_nodes: int | None = None) -> None:
+    if not callable(getattr(out, "backward", None)):
+        raise CheckFailed(f"{type(out).__name__} has no backward() method. Define it and attach "
+                          "it to the class (Value.backward = backward), and run that cell again "
+                          "each time you re-run the cell that defines the class.")
+
     def run() -> None:
         try:
             out.backward()
@@ -106,7 +111,7 @@ def _backward(out: Any, label: str, n_nodes: int | None = None) -> None:
                 "one Python stack frame per node, and Python allows about "
                 f"{sys.getrecursionlimit()}. Likely bug: recursive topological sort. Hint: use "
                 "an iterative topological sort (a while loop over an explicit stack of "
-                "(node, children visited?) pairs).") from None
+                "(node, children_done) pairs).") from None
     call(run, name="Value.backward")
 
 

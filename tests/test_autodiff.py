@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from checks import autodiff as check
@@ -242,14 +244,19 @@ def test_pass_line_and_other_seed():
     assert text.startswith("✓ value_backward") and "finite differences" in text
 
 
-def test_random_expression_agrees_with_torch_for_the_reference_engine():
-    for seed in range(5):
-        build, x = check.random_expression(seed, n_leaves=4, n_ops=30)
-        leaves = [Value(v) for v in x]
-        build(leaves).backward()
-        t = torch.tensor(x, requires_grad=True)
-        build([t[i] for i in range(len(x))]).backward()
-        np.testing.assert_allclose([v.grad for v in leaves], t.grad.numpy(), rtol=1e-9, atol=1e-12)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_leaves=st.integers(1, 6), n_ops=st.integers(1, 40))
+def test_random_expression_agrees_with_torch_for_the_reference_engine(seed, n_leaves, n_ops):
+    """The generator makes well-conditioned graphs: a correct engine agrees with torch."""
+    build, x = check.random_expression(seed, n_leaves=n_leaves, n_ops=n_ops)
+    leaves = [Value(v) for v in x]
+    out = build(leaves)
+    out.backward()
+    t = torch.tensor(x, requires_grad=True)
+    ref = build([t[i] for i in range(len(x))])
+    ref.backward()
+    assert math.isclose(out.data, ref.item(), rel_tol=1e-12, abs_tol=1e-12)
+    np.testing.assert_allclose([v.grad for v in leaves], t.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +542,13 @@ def test_operator_returning_a_float():
     cls = _mutant(__add__=lambda self, other: self.data + getattr(other, "data", other))
     with pytest.raises(CheckFailed, match="not a Value"):
         check.value_ops(cls)
+
+
+def test_missing_backward_method():
+    class NoBackward(Value):
+        backward = None
+    with pytest.raises(CheckFailed, match=r"attach it to the class \(Value.backward = backward\)"):
+        check.value_derivatives(NoBackward)
 
 
 def test_exception_in_backward_is_shown():

@@ -344,7 +344,7 @@ class AdamShared(Adam):
     def step(self, params, grads):
         self.t += 1
         b1, b2 = self.betas
-        for p, g in zip(params.values(), grads.values()):
+        for p, g in zip(params.values(), grads.values(), strict=True):
             g = self._grad(p, g)
             self.mm = b1 * getattr(self, "mm", 0.0) + (1 - b1) * g
             self.vv = b2 * getattr(self, "vv", 0.0) + (1 - b2) * g * g

@@ -39,11 +39,11 @@ from .engine import (
     check_gradients,
     check_outputs,
     compare,
+    devices,
     public_check,
     resolve_device,
     surrogate,
 )
-from .engine import devices
 from .engine.diagnose import Diagnosis
 from .engine.report import failure, worst_entries
 

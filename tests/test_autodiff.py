@@ -9,13 +9,12 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 from checks import autodiff as check
 from checks.engine import CheckFailed
-
 
 # ---------------------------------------------------------------------------------------------
 # A correct engine, micrograd style (recursive closures, iterative post-order topological sort)

@@ -126,6 +126,7 @@ def _hash_file(path: Path) -> str:
 def register(assignments: list[str], solutions: Path, out: Path, log) -> None:
     """Make the course gradebook know each assignment (test cells, points, checksums)."""
     state_path = out / ".nbgrader" / "registered.json"
+    state_path.parent.mkdir(parents=True, exist_ok=True)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     db = out / ".nbgrader" / "gradebook.db"
     for name in assignments:
@@ -480,7 +481,11 @@ def grade(*, solutions: Path = ROOT / "solutions", out: Path = ROOT, submitted: 
     # ~3 jobs per worker keep the workers evenly busy.
     if batch is None:
         batch = max(1, min(8, len(subs) // (3 * workers)))
-    queue = [(a, ss[i:i + batch]) for a, ss in by_assignment.items() for i in range(0, len(ss), batch)]
+    queue = []
+    for a, ss in by_assignment.items():  # near-equal chunks of at most `batch` students
+        k = -(-len(ss) // batch)
+        queue += [(a, ss[i::k]) for i in range(k)]
+    queue.sort(key=lambda job: -len(job[1]))  # biggest first: the workers finish together
     bindings = {a: check_bindings(solutions / a, ROOT) for a in wanted}
     per_student = job_timeout or max(300, 30 * timeout)
 

@@ -440,6 +440,7 @@ def _run_learner(spec: Spec, cls: Any, hp: dict, params: Params, grads: list[Par
     for t, grad in enumerate(grads, start=1):
         g = {k: v.copy() for k, v in grad.items()}
         before = snapshot(g)
+        old_params = {k: np.array(v, copy=True) for k, v in arrays.items()}
         try:
             result = call(step, given, g, name=f"{name}.step")
         except CheckFailed as exc:
@@ -452,10 +453,12 @@ def _run_learner(spec: Spec, cls: Any, hp: dict, params: Params, grads: list[Par
                                         f"{_describe(name, hp)}")
         assert_unmodified({f"grads['{k}']": v for k, v in before.items()},
                           {f"grads['{k}']": v for k, v in g.items()}, f"{name}.step")
-        if isinstance(result, Mapping):
+        if (isinstance(result, Mapping) and result is not given
+                and all(np.array_equal(arrays[k], old_params[k]) for k in arrays)):
             raise CheckFailed(
-                f"{name}.step returned a dict. step() returns nothing: it must change the "
-                "caller's arrays in place, e.g. params[k] -= lr * g.")
+                f"{name}.step returned a new dict and left the caller's arrays unchanged. The "
+                "caller ignores what step() returns: change the arrays in place, e.g. "
+                f"params[k] -= lr * g.\n  at step {t}, {_describe(name, hp)}")
         for k, arr in arrays.items():
             if k not in given or given[k] is not arr:
                 raise CheckFailed(

@@ -514,8 +514,17 @@ def test_no_update_at_all_is_explained():
 
 
 def test_returning_a_dict_is_explained():
-    with pytest.raises(CheckFailed, match="returned a dict.*in place"):
+    with pytest.raises(CheckFailed, match="returned a new dict and left the caller's arrays "
+                                          "unchanged.*in place"):
         check.sgd(ReturnsDict)
+
+
+def test_returning_params_after_updating_in_place_is_fine():
+    class ReturnsParams(SGD):
+        def step(self, params, grads):
+            super().step(params, grads)
+            return params
+    assert check.sgd(ReturnsParams)
 
 
 def test_modifying_grads_is_explained():

@@ -537,6 +537,15 @@ def test_none_and_not_a_class():
         check.value_ops(float)
 
 
+def test_operator_without_numbers():
+    def add(self, other):
+        if not isinstance(other, Value):
+            return NotImplemented
+        return Value.__add__(self, other)
+    with pytest.raises(CheckFailed, match="must accept a plain number too"):
+        check.value_ops(_mutant(__add__=add))
+
+
 def test_operator_returning_a_float():
     cls = _mutant(__add__=lambda self, other: self.data + getattr(other, "data", other))
     with pytest.raises(CheckFailed, match="not a Value"):

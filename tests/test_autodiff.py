@@ -327,7 +327,25 @@ def _backward_only_output(self):
     self._backward()
 
 
-@pytest.mark.parametrize("fn", [_backward_preorder])
+def _backward_topo_with_duplicates(self):
+    """Post-order without a visited set: a shared node appears (and runs) more than once."""
+    topo, stack = [], [(self, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            topo.append(node)
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in node._prev)
+    for node in topo:
+        if node._prev:
+            node.grad = 0.0
+    self.grad = 1.0
+    for node in reversed(topo):
+        node._backward()
+
+
+@pytest.mark.parametrize("fn", [_backward_preorder, _backward_topo_with_duplicates])
 def test_wrong_topological_order(fn):
     with pytest.raises(CheckFailed, match="wrong topological order"):
         check.value_backward(_mutant(backward=fn))

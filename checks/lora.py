@@ -221,7 +221,6 @@ def _backward_hypotheses() -> list[Hypothesis]:
                    "Return (dx, dA, dB) in that order: dA = (alpha / r) · (dh @ B).T @ x has A's "
                    "shape (r, in); dB = (alpha / r) · dh.T @ (x @ A.T) has B's shape (out, r).",
                    dA_dB_swapped),
-        *_scale_hypotheses("grad"),
         Hypothesis("dx is missing the adapter's path: dx = dh W0 only",
                    "x feeds both paths, so dx = dh @ W0 + (alpha / r) · (dh @ B) @ A: the "
                    "adapter's share comes back through B and then A.", dx_base_only),
@@ -232,6 +231,7 @@ def _backward_hypotheses() -> list[Hypothesis]:
         Hypothesis("the adapter's share of dx has no alpha/r",
                    "dx = dh @ W0 + (alpha / r) · (dh @ B) @ A: the scale applies on this path too.",
                    dx_unscaled_adapter),
+        *_scale_hypotheses("grad"),
         Hypothesis("dB uses x instead of the adapter's input u = x Aᵀ",
                    "B acts on u = x @ A.T (N, r), so dB = (alpha / r) · dh.T @ u, of shape "
                    "(out, r).", dB_with_x),
@@ -274,7 +274,8 @@ def lora_backward(lora_forward: Callable, lora_backward: Callable, *, device: st
         _check_backward_shapes(dx, dA, dB, inputs)
         return {"x": dx, "A": dA, "B": dB}
 
-    return check_gradients("lora_backward", learner, _lora, _cases(seed), wrt=["x", "A", "B"],
+    # dA and dB first: a wrong scale shows there, while a bug on dx's adapter path leaves them right.
+    return check_gradients("lora_backward", learner, _lora, _cases(seed), wrt=["A", "B", "x"],
                            upstream_name="dh", hypotheses=_backward_hypotheses(), device=device,
                            seed=seed)
 

@@ -59,7 +59,7 @@ def train() -> dict[str, np.ndarray]:
     x_train, y_train, _, _ = load_digits()
     rng = np.random.default_rng(SEED)
     params = {}
-    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), start=1):
+    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True), start=1):
         params[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in))
         params[f"b{i}"] = np.zeros(n_out)
     m = {k: np.zeros_like(v) for k, v in params.items()}

@@ -366,13 +366,17 @@ def _init_statistics(name: str, w: np.ndarray, fan_in: int, fan_out: int, family
         var = 2.0 / (fan_in + fan_out)
         kurt = 1.8
         what = "Glorot/Xavier uniform U(−a, a), a = sqrt(6 / (fan_in + fan_out))"
+        both = "Glorot averages both fans: a = sqrt(6 / (fan_in + fan_out))."
         candidates = {
-            "used fan_in only: a = sqrt(6 / fan_in)": (2.0 / fan_in, "Glorot averages both fans: a = sqrt(6 / (fan_in + fan_out))."),
-            "used fan_out only: a = sqrt(6 / fan_out)": (2.0 / fan_out, "Glorot averages both fans: a = sqrt(6 / (fan_in + fan_out))."),
-            "used the standard deviation sqrt(2 / (fan_in + fan_out)) as the bound a":
-                (2.0 / (3 * (fan_in + fan_out)), "U(−a, a) has variance a²/3, so the bound is a = sqrt(6 / (fan_in + fan_out)), not sqrt(2 / ...)."),
-            "std instead of variance (sqrt missing): a = 6 / (fan_in + fan_out)":
-                ((6.0 / (fan_in + fan_out)) ** 2 / 3, "The bound is a square root: a = np.sqrt(6 / (fan_in + fan_out))."),
+            "used fan_in only: a = sqrt(6 / fan_in)": (2.0 / fan_in, both),
+            "used fan_out only: a = sqrt(6 / fan_out)": (2.0 / fan_out, both),
+            "used the standard deviation sqrt(2 / (fan_in + fan_out)) as the bound a": (
+                2.0 / (3 * (fan_in + fan_out)),
+                "U(−a, a) has variance a²/3, so the bound is a = sqrt(6 / (fan_in + fan_out)), "
+                "not sqrt(2 / ...)."),
+            "std instead of variance (sqrt missing): a = 6 / (fan_in + fan_out)": (
+                (6.0 / (fan_in + fan_out)) ** 2 / 3,
+                "The bound is a square root: a = np.sqrt(6 / (fan_in + fan_out))."),
         }
     else:  # torch.nn.init.kaiming_normal_(mode="fan_in", nonlinearity="relu")
         gain = torch.nn.init.calculate_gain("relu")
@@ -380,60 +384,68 @@ def _init_statistics(name: str, w: np.ndarray, fan_in: int, fan_out: int, family
         kurt = 3.0
         what = "He/Kaiming normal N(0, 2 / fan_in)"
         candidates = {
-            "used fan_out instead of fan_in": (2.0 / fan_out, "He init keeps the forward variance: std = sqrt(2 / fan_in), fan_in = number of inputs of the layer."),
-            "std instead of variance (sqrt missing): std = 2 / fan_in":
-                ((2.0 / fan_in) ** 2, "rng.normal(loc, scale) takes the standard deviation: scale = np.sqrt(2 / fan_in)."),
-            "the ReLU gain 2 is missing: variance 1 / fan_in (LeCun init)":
-                (1.0 / fan_in, "For ReLU the variance is 2 / fan_in: ReLU zeroes half of the inputs."),
-            "Xavier's variance 2 / (fan_in + fan_out) instead of He's 2 / fan_in":
-                (2.0 / (fan_in + fan_out), "He init for ReLU: std = sqrt(2 / fan_in)."),
+            "used fan_out instead of fan_in": (
+                2.0 / fan_out,
+                "He init keeps the forward variance: std = sqrt(2 / fan_in), where fan_in is the "
+                "number of inputs of the layer."),
+            "std instead of variance (sqrt missing): std = 2 / fan_in": (
+                (2.0 / fan_in) ** 2,
+                "rng.normal(loc, scale) takes the standard deviation: scale = np.sqrt(2 / fan_in)."),
+            "the ReLU gain 2 is missing: variance 1 / fan_in (LeCun init)": (
+                1.0 / fan_in, "For ReLU the variance is 2 / fan_in: ReLU zeroes half of the inputs."),
+            "Xavier's variance 2 / (fan_in + fan_out) instead of He's 2 / fan_in": (
+                2.0 / (fan_in + fan_out), "He init for ReLU: std = sqrt(2 / fan_in)."),
         }
     bound = math.sqrt(3 * var)  # the uniform distribution with the expected variance
     mean, m2 = float(np.mean(w)), float(np.mean(w * w))
     k = float(np.mean(w**4)) / m2**2 if m2 > 0 else float("nan")
-    var_tol = Z * math.sqrt((kurt - 1) / n)
-    mean_tol = Z * math.sqrt(var / n)
+    largest = float(np.max(np.abs(w)))
+    var_tol = Z * math.sqrt((kurt - 1) / n)  # relative standard error of the variance, times Z
+    mean_tol = Z * math.sqrt(m2 / n)
+    k_tol = max(Z * math.sqrt((24.0 if family == "normal" else 0.1) / n), 0.05)
+    uniform_note = "for U(−a, a)" if family == "uniform" else "of a uniform with that variance"
     stats = (f"statistics over {n:,} weights ({label}), yours vs expected:\n"
              f"  mean      {mean:.3g} vs 0 (± {mean_tol:.2g})\n"
              f"  variance  {m2:.4g} vs {var:.4g} (± {var_tol:.1%})\n"
-             f"  max |w|   {np.max(np.abs(w)):.4g} vs bound {bound:.4g} for {'uniform' if family == 'uniform' else 'a uniform of that variance'}\n"
-             f"  kurtosis  {k:.3g} vs {kurt:g} ({'uniform' if kurt < 2 else 'normal'})")
-    rows = {"variance": _stat_row(m2, var, var_tol), "kurtosis": _stat_row(k, kurt, 0.1)}
+             f"  max |w|   {largest:.4g} vs the bound {bound:.4g} {uniform_note}\n"
+             f"  kurtosis  {k:.3g} vs {kurt:g} ({'uniform' if kurt < 2 else 'normal'}, ± {k_tol:.2g})")
+    rows = {"variance": _stat_row(m2, var, var_tol), "kurtosis": _stat_row(k, kurt, k_tol / kurt)}
 
     def fail(headline: str, bug: str, hint: str) -> CheckFailed:
         return CheckFailed(failure(name, headline, Diagnosis(bug, hint), label, rows, stats, seed))
 
-    if abs(mean) > mean_tol + Z * math.sqrt(m2 / n):
-        raise fail("the weights are not centred on 0", "mean far from 0 (e.g. U(0, a) instead of U(−a, a), or a shift)",
-                   "Initial weights are symmetric around 0: rng.uniform(-a, a, size) or rng.normal(0, std, size).")
+    if abs(mean) > mean_tol:
+        raise fail("the weights are not centred on 0",
+                   "mean far from 0 (e.g. U(0, a) instead of U(−a, a), or a shift)",
+                   "Initial weights are symmetric around 0: rng.uniform(-a, a, size) or "
+                   "rng.normal(0, std, size).")
     if abs(m2 / var - 1) > var_tol:
         for bug, (v, hint) in candidates.items():
             if abs(m2 / v - 1) <= var_tol:
                 raise fail("the variance of the weights is wrong", bug, hint)
         raise fail("the variance of the weights is wrong",
                    f"variance off by a factor {m2 / var:.3g}", f"Expected {what}.")
-    k_tol = Z * math.sqrt((24.0 if family == "normal" else 0.1) / n)  # SE of the kurtosis
+    beyond = largest > bound * (1 + 1e-9)
     if family == "uniform":
-        if k > 2.4 and np.max(np.abs(w)) > bound * (1 + 1e-9):
+        if k > 2.4 and beyond:
+            normal = abs(k - 3) < Z * math.sqrt(24 / n)
             raise fail("the weights are not uniformly distributed",
                        "Xavier normal instead of uniform (kurtosis ≈ 3, values beyond the bound a)"
-                       if abs(k - 3) < 6 * math.sqrt(24 / n) else "not a uniform distribution",
+                       if normal else "not a uniform distribution",
                        "Glorot uniform draws rng.uniform(-a, a, size=(fan_out, fan_in)) with "
                        "a = sqrt(6 / (fan_in + fan_out)) (torch.nn.init.xavier_uniform_).")
         hist = np.histogram(w, bins=10, range=(-bound, bound))[0]
-        expected_bin = n / 10
-        flat = np.all(np.abs(hist - expected_bin) <= Z * math.sqrt(n * 0.1 * 0.9))
-        if np.max(np.abs(w)) > bound * (1 + 1e-9) or not flat or abs(k - kurt) > max(k_tol, 0.05):
+        flat = np.all(np.abs(hist - n / 10) <= Z * math.sqrt(n * 0.1 * 0.9))
+        if beyond or not flat or abs(k - kurt) > k_tol:
             raise fail("the weights are not uniformly distributed", "not a flat U(−a, a) distribution",
                        "Use rng.uniform(-a, a, size=(fan_out, fan_in)).")
-    else:
-        if abs(k - kurt) > max(k_tol, 0.05):
-            uniformish = np.max(np.abs(w)) <= bound * (1 + 1e-9) and k < 2.4
-            raise fail("the weights are not normally distributed",
-                       "uniform instead of normal (all |w| ≤ sqrt(3)·std, kurtosis ≈ 1.8)" if uniformish
-                       else "not a normal distribution",
-                       "He/Kaiming normal draws rng.normal(0.0, np.sqrt(2 / fan_in), size=(fan_out, fan_in)) "
-                       "(torch.nn.init.kaiming_normal_ with nonlinearity='relu').")
+    elif abs(k - kurt) > k_tol:
+        uniformish = not beyond and k < 2.4
+        raise fail("the weights are not normally distributed",
+                   "uniform instead of normal (all |w| ≤ sqrt(3)·std, kurtosis ≈ 1.8)" if uniformish
+                   else "not a normal distribution",
+                   "He/Kaiming normal draws rng.normal(0.0, np.sqrt(2 / fan_in), size=(fan_out, fan_in)) "
+                   "(torch.nn.init.kaiming_normal_ with nonlinearity='relu').")
     return abs(m2 / var - 1)
 
 

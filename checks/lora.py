@@ -29,6 +29,7 @@ from .engine import (
     check_gradients,
     check_outputs,
     public_check,
+    resolve_device,
     unpack,
 )
 from .engine.report import failure
@@ -356,7 +357,7 @@ def _count_diagnosis(got: int, d_out: int, d_in: int, r: int) -> Diagnosis:
 def lora_param_count(lora_param_count: Callable, *, device: str | None = None,
                      seed: int = 0) -> CheckPassed:
     """Check `lora_param_count(d_out, d_in, r)` == r (d_in + d_out): the trainable numbers."""
-    del device  # counting needs no device
+    resolve_device(device)  # same options as every check; counting itself needs no device
     for d_out, d_in, r in _COUNT_CASES:
         got = call(lora_param_count, d_out, d_in, r, name="lora_param_count")
         what = f"lora_param_count({d_out}, {d_in}, {r})"

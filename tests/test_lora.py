@@ -381,12 +381,39 @@ def test_backward_mutating_dh_is_rejected():
         check.lora_backward(lora_forward, bwd)
 
 
-def test_cuda_without_gpu_is_a_clear_error():
-    if torch.cuda.is_available():
-        assert check.lora_backward(lora_forward, lora_backward, device="cuda")
-    else:
-        with pytest.raises(Exception, match="no CUDA GPU"):
-            check.lora_backward(lora_forward, lora_backward, device="cuda")
+def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+    """The CUDA path on a CPU-only machine: pretend a GPU exists and record the device used."""
+    from checks.engine import devices
+    used = []
+
+    def fake(name):
+        used.append(name)
+        return torch.device("cpu")
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "torch_device", fake)
+    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+    assert "device cuda" in str(check.lora_forward(lora_forward))
+    assert "device cuda" in str(check.lora_backward(lora_forward, lora_backward))
+    assert "device cuda" in str(check.lora_merge(lora_merge))
+    with pytest.raises(CheckFailed, match="A and B swapped"):  # hypotheses run there too
+        check.lora_forward(FORWARD_MUTANTS["A and B swapped"][0])
+    assert "cuda" in used
+
+
+def test_cuda_without_gpu_is_an_error(monkeypatch):
+    from checks.engine import CheckError, devices
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    for run in (lambda: check.lora_backward(lora_forward, lora_backward, device="cuda"),
+                lambda: check.lora_param_count(lora_param_count, device="cuda")):
+        with pytest.raises(CheckError, match="no CUDA GPU"):
+            run()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_reference():
+    assert "device cuda" in str(check.lora_forward(lora_forward, device="cuda"))
+    assert "device cuda" in str(check.lora_backward(lora_forward, lora_backward, device="cuda"))
+    assert "device cuda" in str(check.lora_merge(lora_merge, device="cuda"))
 
 
 # --------------------------------------------------------------------------- a real LoRA library

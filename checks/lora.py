@@ -120,9 +120,8 @@ def _scale_hypotheses(kind: str) -> list[Hypothesis]:
 
 
 def _forward_hypotheses() -> list[Hypothesis]:
-    transposed = ("Use the shapes: x {N, in} @ A.T {in, r} gives {N, r}; that @ B.T {r, out} "
-                  "gives {N, out}. So h = x @ W0.T + (alpha / r) * (x @ A.T) @ B.T."
-                  ).replace("{", "(").replace("}", ")")
+    transposed = ("Use the shapes: x (N, in) @ A.T (in, r) gives (N, r); that @ B.T (r, out) "
+                  "gives (N, out). So h = x @ W0.T + (alpha / r) * (x @ A.T) @ B.T.")
     return [
         *_scale_hypotheses("value"),
         Hypothesis("alpha/r multiplies the whole output, base included",

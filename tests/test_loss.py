@@ -45,7 +45,7 @@ def cross_entropy(logits, y):
 
 def cross_entropy_loop(logits, y):
     total = 0.0
-    for row, label in zip(logits, y):
+    for row, label in zip(logits, y, strict=True):
         m = row.max()
         total += -(row[label] - m - np.log(np.sum(np.exp(row - m))))
     return total / len(y)

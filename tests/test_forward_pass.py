@@ -306,13 +306,13 @@ def test_cuda_requested_without_gpu_is_explained():
 # --------------------------------------------------------------------------- properties
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_correct_mlp_accepted_for_any_seed(seed):
     assert check.mlp_forward(mlp_forward, seed=seed)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000), which=st.sampled_from(["act_last", "skip"]))
 def test_activation_bugs_rejected_for_any_seed(seed, which):
     fn = _mlp_mutant(act_last=True) if which == "act_last" else _mlp_mutant(skip_last_hidden=True)

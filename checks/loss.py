@@ -69,8 +69,8 @@ def _nonfinite_guard(value: Any, case: Case, name: str, hint: str) -> None:
             f"✗ {name}: NaN or inf for huge logits (±1000)\n"
             f"  case: {case.describe()}\n"
             f"Likely bug: {hint}\n"
-            f"Hint: the other cases pass or were not reached; only large values break it. "
-            "Real networks do produce logits this large."
+            "Hint: every other case passed; only the large values break it. Networks do "
+            "produce logits this large (a high learning rate, an unscaled input)."
         )
 
 

@@ -319,3 +319,26 @@ def test_activation_bugs_rejected_for_any_seed(seed, which):
     match = "last layer" if which == "act_last" else "last hidden layer"
     with pytest.raises(CheckFailed, match=match):
         check.mlp_forward(fn, seed=seed)
+
+
+def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+    from checks.engine import devices
+    used = []
+
+    def fake(name):
+        used.append(name)
+        return torch.device("cpu")
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "torch_device", fake)
+    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+    assert "device cuda" in str(check.mlp_forward(mlp_forward))
+    with pytest.raises(CheckFailed, match="last layer"):
+        check.mlp_forward(_mlp_mutant(act_last=True), device="cuda")
+    assert "cuda" in used
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_reference():
+    assert "device cuda" in str(check.linear_forward(linear_forward, device="cuda"))
+    assert "device cuda" in str(check.relu_forward(relu_forward, device="cuda"))
+    assert "device cuda" in str(check.mlp_forward(mlp_forward, device="cuda"))

@@ -333,3 +333,32 @@ def test_checks_write_nothing_to_stderr_even_when_the_code_warns(capfd):
             check.cross_entropy(lambda z, y: float(-np.log(naive_softmax(z)[np.arange(len(y)), y]).mean()))
         assert check.cross_entropy_grad(cross_entropy_grad)
     assert capfd.readouterr().err == ""
+
+
+def _fake_gpu(monkeypatch):
+    from checks.engine import devices
+    used = []
+
+    def fake(name):
+        used.append(name)
+        return torch.device("cpu")
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "torch_device", fake)
+    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+    return used
+
+
+def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+    used = _fake_gpu(monkeypatch)
+    assert "device cuda" in str(check.cross_entropy_grad(cross_entropy_grad))
+    assert "device cuda" in str(check.softmax(softmax, device="cuda"))
+    with pytest.raises(CheckFailed, match="without 1/N"):  # hypotheses run on the device too
+        check.cross_entropy_grad(_grad(softmax, _onehot, lambda z: 1.0))
+    assert "cuda" in used
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_reference():
+    for name, fn in [("softmax", softmax), ("cross_entropy", cross_entropy),
+                     ("cross_entropy_grad", cross_entropy_grad), ("mse", mse), ("mse_grad", mse_grad)]:
+        assert "device cuda" in str(getattr(check, name)(fn, device="cuda"))

@@ -12,6 +12,7 @@ cache may be a tuple, list, dict, array or object: it is searched generically.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def cache_arrays(cache: Any, depth: int = 0) -> list[np.ndarray]:
     Tuples, lists, dicts (values) and plain objects (their attributes) are searched up to a
     few levels deep; torch tensors are converted so they are still found.
     """
-    if depth > 6 or cache is None:
+    if depth > 6 or cache is None or isinstance(cache, (types.ModuleType, type, str, bytes)):
         return []
     if isinstance(cache, np.ndarray):
         return [cache]

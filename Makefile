@@ -14,6 +14,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_FLAGS ?=
 PYTEST_ARGS ?=
+GRADE_ARGS  ?=
 
 .PHONY: env lab test release grade bench lint clean
 
@@ -35,7 +36,7 @@ release: env
 	$(BIN)/python scripts/release.py
 
 grade: env
-	$(BIN)/python scripts/grade.py
+	$(BIN)/python scripts/grade.py $(GRADE_ARGS)
 
 bench: env
 	$(BIN)/python benchmarks/run_all.py
@@ -44,4 +45,4 @@ lint: env
 	$(BIN)/ruff check checks tests scripts benchmarks
 
 clean:
-	rm -rf $(VENV) .nbgrader autograded feedback test-artifacts
+	rm -rf $(VENV) .nbgrader autograded feedback test-artifacts grades.csv grading_report.csv

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from . import references
 from .arrays import as_float, as_float_array
@@ -93,6 +94,9 @@ def public_check(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         error: Exception
+        threads = torch.get_num_threads()
+        # Checks work on small tensors: one thread is faster and immune to a busy machine.
+        torch.set_num_threads(1)
         with quiet():
             try:
                 return fn(*args, **kwargs)
@@ -109,6 +113,8 @@ def public_check(fn: F) -> F:
                     f"{fn.__name__}: internal error in the check ({type(exc).__name__}: {exc} at "
                     f"{where}). This is not your fault; please report it."
                 )
+            finally:
+                torch.set_num_threads(threads)
         raise error.with_traceback(None)
 
     return wrapper  # type: ignore[return-value]

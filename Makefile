@@ -26,11 +26,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,grading]"
 	@touch $(STAMP)
 
+# JupyterLab refuses to run as root (containers, CI) unless told it may.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: env
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" index.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS) index.ipynb
 
 test: env
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 release: env
 	$(BIN)/python scripts/release.py

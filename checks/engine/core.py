@@ -21,9 +21,9 @@ import torch
 
 from . import references
 from .arrays import as_float, as_float_array
-from .compare import ATOL, RTOL, Comparison, compare
+from .compare import ATOL, RTOL, Comparison, allclose, compare
 from .devices import resolve_device
-from .diagnose import Diagnosis, diagnose
+from .diagnose import MATCH_ATOL, MATCH_RTOL, Diagnosis, diagnose
 from .errors import CheckError, CheckFailed
 from .learner import assert_unmodified, quiet, snapshot, to_copies
 from .report import CheckPassed, failure, worst_entries
@@ -158,16 +158,27 @@ def _fail(name: str, headline: str, diag: Diagnosis | None, case: Case,
 
 
 def _hypothesis_values(hypotheses: Sequence[Hypothesis], compute: Callable[[Hypothesis], Any],
-                       key: str) -> dict[str, tuple[str, np.ndarray | None]]:
-    """What each hypothesised bug would produce for `key` (skipping any that cannot run)."""
-    out: dict[str, tuple[str, np.ndarray | None]] = {}
+                       key: str, got: Mapping[str, np.ndarray] | None = None,
+                       bad: Sequence[str] = ()) -> dict[str, tuple[str, np.ndarray | None]]:
+    """What each hypothesised bug would produce for `key` (skipping any that cannot run).
+
+    Hypotheses that reproduce *every* mismatching array in `bad` come first, so that a bug
+    explaining the whole failure wins over one that explains only the first array.
+    """
+    computed = []
     for h in hypotheses:
         try:
             values = compute(h)
-            out[h.bug] = (h.hint, np.asarray(values[key], dtype=np.float64))
+            computed.append((h, {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}))
         except Exception:  # a hypothesis that does not apply to this case
             continue
-    return out
+
+    def explains_all(values: Mapping[str, np.ndarray]) -> bool:
+        return bool(got) and len(bad) > 1 and all(
+            j in values and allclose(got[j], values[j], MATCH_RTOL, MATCH_ATOL) for j in bad)
+
+    computed.sort(key=lambda hv: not explains_all(hv[1]))
+    return {h.bug: (h.hint, values.get(key)) for h, values in computed}
 
 
 def check_gradients(
@@ -239,7 +250,7 @@ def check_gradients(
                     singles[which] = references.autograd(
                         reference, case.inputs, case.extra, [k], masked, dev)[k]
             diag = diagnose(got[k], ref[k], batch=case.batch,
-                            hypotheses=_hypothesis_values(hypotheses, alt, k),
+                            hypotheses=_hypothesis_values(hypotheses, alt, k, got, bad),
                             single_samples=singles)
             headline = (f"{label[k]} does not match autograd"
                         + (f" (nor {', '.join(label[j] for j in bad[1:])})" if bad[1:] else ""))

@@ -81,7 +81,7 @@ def central_difference(central_difference: Callable, *, device: str | None = Non
 
 def _elementwise_cases(rng: np.random.Generator, kink: bool) -> list[Case]:
     """Inputs of several shapes (N = 1, odd sizes, 3-D), kept away from 0 except when planted."""
-    shapes = [(1,), (7,), (3, 5), (2, 3, 4)]
+    shapes = [(7,), (3, 5), (2, 3, 4), (1,)]  # richest first: it gives the clearest diagnosis
     cases = []
     for shape in shapes:
         x = rng.uniform(0.1, 4.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)

@@ -33,9 +33,10 @@ from .engine import (
     as_float_array,
     call,
     compare,
+    devices,
     public_check,
 )
-from .engine.devices import resolve_device, torch_device
+from .engine.devices import resolve_device
 from .engine.diagnose import Diagnosis, diagnose
 from .engine.learner import assert_unmodified, snapshot
 from .engine.report import failure, worst_entries
@@ -362,7 +363,7 @@ def _problem(rng: np.random.Generator, same_shapes: bool) -> tuple[Params, list[
 def _torch_trajectory(spec: Spec, hp: dict, params: Params, grads: list[Params],
                       device: str) -> list[Params]:
     """The parameters after each step of torch.optim.<spec.torch_name>, float64."""
-    dev = torch_device(device)
+    dev = devices.torch_device(device)
     tensors = {k: torch.tensor(v, dtype=torch.float64, device=dev, requires_grad=True)
                for k, v in params.items()}
     opt = getattr(torch.optim, spec.torch_name)(list(tensors.values()),

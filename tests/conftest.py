@@ -30,6 +30,22 @@ def executed_notebooks(request):
     return execute_all([(p, True) for p in every if p in wanted])
 
 
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """The CUDA path on a CPU-only machine: report a GPU, run its work on the CPU.
+
+    Returns the list of device names the references asked for (so a test can assert "cuda").
+    """
+    import torch
+
+    from checks.engine import devices
+
+    used: list[str] = []
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "torch_device", lambda name: used.append(name) or torch.device("cpu"))
+    return used
+
+
 @pytest.fixture(scope="session")
 def fresh_release(tmp_path_factory):
     """A release of solutions/ generated into a temporary folder by nbgrader."""

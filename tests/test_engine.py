@@ -222,14 +222,10 @@ def test_cuda_without_gpu_is_an_error_not_a_silent_fallback(monkeypatch):
     assert "device cpu" in str(gradcheck(good_linear, linear, {"x": X, "W": W}, device=None))
 
 
-def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+def test_cuda_path_is_taken_when_a_gpu_is_reported(fake_gpu):
     """The CUDA path on a CPU-only machine: pretend a GPU exists and record the device used."""
-    used = []
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr("checks.engine.references.torch_device",
-                        lambda name: used.append(name) or torch.device("cpu"))
     result = gradcheck(good_linear, linear, {"x": X, "W": W}, device=None)
-    assert "device cuda" in str(result) and "cuda" in used
+    assert "device cuda" in str(result) and "cuda" in fake_gpu
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

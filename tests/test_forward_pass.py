@@ -321,16 +321,8 @@ def test_activation_bugs_rejected_for_any_seed(seed, which):
         check.mlp_forward(fn, seed=seed)
 
 
-def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
-    from checks.engine import devices
-    used = []
-
-    def fake(name):
-        used.append(name)
-        return torch.device("cpu")
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr(devices, "torch_device", fake)
-    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+def test_cuda_path_is_taken_when_a_gpu_is_reported(fake_gpu):
+    used = fake_gpu
     assert "device cuda" in str(check.mlp_forward(mlp_forward))
     with pytest.raises(CheckFailed, match="last layer"):
         check.mlp_forward(_mlp_mutant(act_last=True), device="cuda")

@@ -381,17 +381,9 @@ def test_backward_mutating_dh_is_rejected():
         check.lora_backward(lora_forward, bwd)
 
 
-def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
+def test_cuda_path_is_taken_when_a_gpu_is_reported(fake_gpu):
     """The CUDA path on a CPU-only machine: pretend a GPU exists and record the device used."""
-    from checks.engine import devices
-    used = []
-
-    def fake(name):
-        used.append(name)
-        return torch.device("cpu")
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr(devices, "torch_device", fake)
-    monkeypatch.setattr("checks.engine.references.torch_device", fake)
+    used = fake_gpu
     assert "device cuda" in str(check.lora_forward(lora_forward))
     assert "device cuda" in str(check.lora_backward(lora_forward, lora_backward))
     assert "device cuda" in str(check.lora_merge(lora_merge))

@@ -335,21 +335,8 @@ def test_checks_write_nothing_to_stderr_even_when_the_code_warns(capfd):
     assert capfd.readouterr().err == ""
 
 
-def _fake_gpu(monkeypatch):
-    from checks.engine import devices
-    used = []
-
-    def fake(name):
-        used.append(name)
-        return torch.device("cpu")
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr(devices, "torch_device", fake)
-    monkeypatch.setattr("checks.engine.references.torch_device", fake)
-    return used
-
-
-def test_cuda_path_is_taken_when_a_gpu_is_reported(monkeypatch):
-    used = _fake_gpu(monkeypatch)
+def test_cuda_path_is_taken_when_a_gpu_is_reported(fake_gpu):
+    used = fake_gpu
     assert "device cuda" in str(check.cross_entropy_grad(cross_entropy_grad))
     assert "device cuda" in str(check.softmax(softmax, device="cuda"))
     with pytest.raises(CheckFailed, match="without 1/N"):  # hypotheses run on the device too

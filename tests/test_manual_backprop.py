@@ -561,12 +561,8 @@ def test_no_false_alarms_for_other_seeds(seed):
     assert check.mlp_gradients(mlp_loss_and_grads_torchfree_loop, seed=seed)
 
 
-def test_cuda_path_by_injection(monkeypatch):
+def test_cuda_path_by_injection(fake_gpu):
     """The device="cuda" path on a CPU-only machine: the reference runs where torch_device says."""
-    from checks.engine import devices, references
-
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr(references, "torch_device", lambda name: torch.device("cpu"))
     passed = check.mlp_gradients(mlp_loss_and_grads, device="cuda")
     assert "device cuda" in str(passed)
     with pytest.raises(CheckFailed, match="spot-the-bug"):

@@ -585,11 +585,9 @@ def test_cuda_without_gpu_is_a_check_error(monkeypatch):
         check.adam(Adam, device="cuda")
 
 
-def test_cuda_path_runs_reference_on_the_injected_device(monkeypatch):
-    monkeypatch.setattr(devices, "cuda_available", lambda: True)
-    monkeypatch.setattr("checks.optimizers.torch_device", lambda name: torch.device("cpu"))
+def test_cuda_path_runs_reference_on_the_injected_device(fake_gpu):
     result = check.adamw(AdamW, device="cuda")
-    assert "device cuda" in str(result)
+    assert "device cuda" in str(result) and "cuda" in fake_gpu
 
 
 def test_checks_are_deterministic_and_quiet(capsys):

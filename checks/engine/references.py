@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .devices import torch_device
+from . import devices
 
 EPS = float(np.finfo(np.float64).eps)
 H_SCALE = EPS ** (1.0 / 3.0)  # ~6.1e-6
@@ -47,7 +47,7 @@ def _scalar(out: Any, dout: np.ndarray | None) -> torch.Tensor:
 def evaluate(fn: TorchFn, inputs: Mapping[str, np.ndarray], extra: Mapping[str, Any],
              device: str = "cpu") -> Any:
     """Run the reference forward (no autograd); tensors come back as NumPy arrays."""
-    dev = torch_device(device)
+    dev = devices.torch_device(device)
     with torch.no_grad():
         out = fn(**{k: _tensor(v, dev, False) for k, v in inputs.items()}, **extra)
     return _to_numpy(out)
@@ -66,7 +66,7 @@ def _to_numpy(out: Any) -> Any:
 def autograd(fn: TorchFn, inputs: Mapping[str, np.ndarray], extra: Mapping[str, Any],
              wrt: Sequence[str], dout: np.ndarray | None, device: str) -> dict[str, np.ndarray]:
     """Reference A: d/d(inputs[wrt]) of sum(fn(inputs) * dout), by torch autograd."""
-    dev = torch_device(device)
+    dev = devices.torch_device(device)
     tensors = {k: _tensor(v, dev, k in wrt) for k, v in inputs.items()}
     loss = _scalar(fn(**tensors, **extra), dout)
     grads = torch.autograd.grad(loss, [tensors[k] for k in wrt], allow_unused=True)

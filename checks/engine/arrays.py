@@ -15,10 +15,6 @@ import numpy as np
 from .errors import CheckFailed
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
 def _is_torch_tensor(value: Any) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
@@ -46,7 +42,7 @@ def as_float_array(value: Any, what: str, shape: tuple[int, ...] | None = None,
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         raise CheckFailed(
-            f"{what} has type {_type_name(value)}; expected a NumPy float64 array"
+            f"{what} has type {type(value).__name__}; expected a NumPy float64 array"
             + (f" of shape {shape}." if shape is not None else ".")
         )
     if value.dtype == np.float32 or value.dtype == np.float16:

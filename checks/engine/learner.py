@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import linecache
 import os
 import sys
@@ -146,7 +145,3 @@ def unpack(result: Any, names: tuple[str, ...], name: str) -> tuple[Any, ...]:
         )
     return tuple(result)
 
-
-def stderr_free() -> io.StringIO:
-    """A buffer usable as a throw-away stderr (for noisy third-party calls)."""
-    return io.StringIO()
